@@ -56,6 +56,101 @@ def generate(
     _print_summary(summary)
 
 
+@app.command()
+def judge(
+    recipe: Recipe = Path("recipes/demo.yaml"),
+    input: Input = None,
+    output: Output = None,
+    limit: Limit = None,
+    shard: Shard = None,
+) -> None:
+    """Rate every response on its coding preference: a number and a rationale (resumable)."""
+    from codeultra.cells import ShardSpec
+    from codeultra.config import load_recipe
+    from codeultra.stages.judge import run_judge
+
+    summary = run_judge(
+        load_recipe(recipe),
+        input_path=input,
+        output=output,
+        limit=limit,
+        shard=ShardSpec.parse(shard),
+    )
+    _print_summary(summary)
+
+
+@app.command("judge-report")
+def judge_report(
+    input: Input = None,
+    output: Output = None,
+    recipe: Annotated[
+        Path | None, typer.Option("--recipe", "-r", help="Judge to re-ask for bias checks.")
+    ] = None,
+    compare: Annotated[
+        str | None, typer.Option(help="Ratings of the same responses by another judge.")
+    ] = None,
+    sample: Annotated[int | None, typer.Option(min=1, help="Rows to re-judge.")] = None,
+) -> None:
+    """Judge reliability: position bias, self-consistency, inter-judge agreement, histograms."""
+    from codeultra.config import load_recipe
+    from codeultra.stages.judge_report import run_judge_report
+
+    r = load_recipe(recipe) if recipe else None
+    src = input or (str(r.work_dir / "ratings.parquet") if r else None)
+    if src is None:
+        raise UserError("judge-report needs --input or --recipe")
+    out = output or (str(r.work_dir / "judge-report") if r else "judge-report")
+    _print_summary(run_judge_report(src, out, recipe=r, compare=compare, sample=sample))
+
+
+@app.command()
+def pairs(
+    recipe: Annotated[Path | None, typer.Option("--recipe", "-r", help="Run recipe.")] = None,
+    input: Input = None,
+    output: Output = None,
+    limit: Limit = None,
+    strategy: Annotated[
+        str | None, typer.Option(help="best-worst | best-vs-random-lower | all-pairs")
+    ] = None,
+    margin: Annotated[float | None, typer.Option(help="Minimum rating gap.")] = None,
+    seed: Annotated[int | None, typer.Option()] = None,
+    test_fraction: Annotated[float | None, typer.Option(help="Test share per preference.")] = None,
+) -> None:
+    """Turn ratings into chosen/rejected pairs (TRL format), split per preference."""
+    from codeultra.config import PairsConfig, load_recipe
+    from codeultra.stages.pairs import run_pairs
+
+    r = load_recipe(recipe) if recipe else None
+    cfg = (r.pairs if r and r.pairs else None) or PairsConfig()
+    src = input or (str(r.work_dir / "ratings.parquet") if r else None)
+    if src is None:
+        raise UserError("pairs needs --input or --recipe")
+    out = output or (str(r.work_dir / "pairs") if r else "pairs")
+    summary = run_pairs(
+        src,
+        out,
+        strategy=strategy or cfg.strategy,
+        margin=cfg.margin if margin is None else margin,
+        seed=cfg.seed if seed is None else seed,
+        test_fraction=cfg.test_fraction if test_fraction is None else test_fraction,
+        limit=limit,
+    )
+    _print_summary(summary)
+
+
+@app.command()
+def push(
+    input: Annotated[str, typer.Option("--input", "-i", help="Pairs folder to publish.")],
+    repo_id: Annotated[str, typer.Option(help="ORG/NAME on the Hub.")],
+    private: Annotated[bool, typer.Option(help="Create a private dataset.")] = False,
+    recipe: Annotated[Path | None, typer.Option("--recipe", "-r")] = None,
+) -> None:
+    """Publish a pairs folder to the Hub with a generated dataset card (token: HF_TOKEN)."""
+    from codeultra.stages.publish import run_push
+
+    typer.echo(run_push(input, repo_id, private=private, recipe_path=recipe))
+
+
 @models_app.command("assemble")
 def models_assemble(
     alias: Annotated[str, typer.Argument(help="qwen2.5-coder-0.5b or qwen2.5-coder-1.5b")],

@@ -77,6 +77,35 @@ class GenerateConfig(Strict):
         return v
 
 
+class ReliabilityConfig(Strict):
+    sample: int = Field(20, ge=1)  # rows re-judged for position bias and self-consistency
+    temperature: float = Field(0.7, gt=0.0)  # self-consistency re-judging temperature
+    seed: int = 7
+
+
+class JudgeConfig(Strict):
+    model: str = "auto"  # a registry name, or "auto": the strongest local GGUF present
+    mode: Literal["all", "one"] = "all"  # one call sees all k responses, or one per response
+    seed: int = 42  # display-order seed (recorded per row)
+    temperature: float = Field(0.0, ge=0.0)
+    max_tokens: int = Field(1024, ge=16)
+    structured: bool = True  # JSON-schema output where the backend supports it
+    max_reasks: int = Field(2, ge=0)  # re-asks for an unparseable reply before giving up
+    signals: bool = True  # code-grounded evidence (parse, ruff, sandbox run) as columns
+    evidence: bool = False  # show those signals to the judge
+    sandbox_timeout_s: float = Field(5.0, gt=0)
+    shard_size: int = Field(32, ge=1)
+    retry_errors: bool = True
+    reliability: ReliabilityConfig = Field(default_factory=ReliabilityConfig)
+
+
+class PairsConfig(Strict):
+    strategy: Literal["best-worst", "best-vs-random-lower", "all-pairs"] = "best-worst"
+    margin: float = Field(1.0, ge=0)
+    seed: int = 42
+    test_fraction: float = Field(0.05, ge=0, lt=1)
+
+
 class RunSpec(Strict):
     name: str = "run"
     work_dir: str = "runs/default"
@@ -89,8 +118,8 @@ class Recipe(Strict):
     models: dict[str, ModelSpec] = Field(default_factory=dict)
     data: DataSpec = Field(default_factory=DataSpec)
     generate: GenerateConfig | None = None
-    judge: dict[str, Any] | None = None
-    pairs: dict[str, Any] | None = None
+    judge: JudgeConfig | None = None
+    pairs: PairsConfig | None = None
     train: dict[str, Any] | None = None
     eval: dict[str, Any] | None = None
     rlaif: dict[str, Any] | None = None

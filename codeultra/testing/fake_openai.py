@@ -12,6 +12,7 @@ import json
 import threading
 import time
 from collections import deque
+from collections.abc import Callable
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from typing import Any
 
@@ -33,7 +34,9 @@ class FakeOpenAIServer:
         hang_s: float = 3.0,
         api_key: str | None = None,
         delay_s: float = 0.0,
+        responder: Callable[[dict[str, Any]], str] | None = None,
     ):
+        self.responder = responder  # payload -> reply text (e.g. a scripted judge)
         self.faults: deque[str] = deque(faults or [])
         self.hang_s = hang_s
         self.delay_s = delay_s  # every answer takes this long, like a real model
@@ -113,17 +116,17 @@ class FakeOpenAIServer:
                     time.sleep(server.delay_s)
                 if fault == "badjson":
                     return self._send(200, b'{"choices": [{"message": {"content": "trunc')
-                self._send(200, json.dumps(_completion(payload)).encode())
+                self._send(200, json.dumps(_completion(payload, server.responder)).encode())
 
         return Handler
 
 
-def _completion(payload: dict[str, Any]) -> dict[str, Any]:
+def _completion(payload: dict[str, Any], responder=None) -> dict[str, Any]:
     messages = payload.get("messages", [])
     n = int(payload.get("n") or 1)
     choices = []
     for i in range(n):
-        text = fake_reply(messages, i)
+        text = responder(payload) if responder else fake_reply(messages, i)
         choice: dict[str, Any] = {
             "index": i,
             "finish_reason": "stop",
