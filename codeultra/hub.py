@@ -42,8 +42,8 @@ def parse_hub_spec(spec: str, split: str = "train") -> tuple[str, str]:
     return match.group(1), match.group(2) or split
 
 
-def load_hub_dataset(spec: str, split: str = "train") -> pd.DataFrame:
-    """Load ``hub:ORG/NAME[@split]`` with datasets.load_dataset, in codeultra's schema.
+def load_hub_raw(spec: str, split: str = "train") -> pd.DataFrame:
+    """Load ``hub:ORG/NAME[@split]`` with datasets.load_dataset, columns as published.
 
     Offline, only the local HF cache is tried (datasets makes no network call then); a miss
     is a UserError at once.
@@ -62,7 +62,16 @@ def load_hub_dataset(spec: str, split: str = "train") -> pd.DataFrame:
         raise UserError(
             f"cannot load Hub dataset {repo_id} split {split!r}: {where} ({type(exc).__name__})"
         ) from None
-    return from_released_schema(ds.to_pandas())
+    return ds.to_pandas()
+
+
+def load_hub_dataset(spec: str, split: str = "train") -> pd.DataFrame:
+    """A released CodeUltraFeedback-style ratings dataset, in codeultra's schema."""
+    return from_released_schema(load_hub_raw(spec, split))
+
+
+def is_released_ratings(df: pd.DataFrame) -> bool:
+    return all(c in df.columns for c in ("instruction", "preference", "responses", "annotations"))
 
 
 def parse_released_rating(value: Any) -> int | None:

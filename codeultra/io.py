@@ -18,20 +18,11 @@ HUB_PREFIX = "hub:"
 
 
 def load_hub(spec: str, split: str = "train") -> pd.DataFrame:
-    """`hub:ORG/NAME[@split]` through datasets.load_dataset; offline fails at once."""
-    ident = spec[len(HUB_PREFIX) :]
-    if "@" in ident:
-        ident, split = ident.split("@", 1)
-    if os.environ.get("HF_HUB_OFFLINE") == "1" or os.environ.get("HF_DATASETS_OFFLINE") == "1":
-        raise UserError(f"Hub dataset {ident!r} unavailable: offline (HF_HUB_OFFLINE=1)")
-    import datasets
+    """`hub:ORG/NAME[@split]`; a released ratings dataset is converted to our schema."""
+    from codeultra.hub import from_released_schema, is_released_ratings, load_hub_raw
 
-    try:
-        ds = datasets.load_dataset(ident, split=split)
-    except Exception as exc:  # noqa: BLE001 - network, auth and missing-dataset errors alike
-        first = str(exc).strip().splitlines()[0] if str(exc).strip() else type(exc).__name__
-        raise UserError(f"cannot load Hub dataset {ident!r} (split {split}): {first}") from None
-    return ds.to_pandas()
+    df = load_hub_raw(spec, split)
+    return from_released_schema(df) if is_released_ratings(df) else df
 
 
 def load_table(path: str | Path, split: str = "train") -> pd.DataFrame:
