@@ -151,6 +151,22 @@ def push(
     typer.echo(run_push(input, repo_id, private=private, recipe_path=recipe))
 
 
+@app.command()
+def train(
+    recipe: Annotated[Path, typer.Option("--recipe", "-r", help="Training recipe (YAML).")] = Path(
+        "recipes/smollm2-135m/dpo.yaml"
+    ),
+    input: Input = None,
+    output: Output = None,
+    limit: Limit = None,
+    resume: Annotated[bool, typer.Option(help="Continue from the last checkpoint.")] = True,
+) -> None:
+    """SFT or DPO with TRL, one YAML = one run; saves a LoRA adapter and a merged model."""
+    from codeultra.training.run import train as run_train
+
+    _print_summary(run_train(recipe, output_dir=output, resume=resume, limit=limit, data=input))
+
+
 @models_app.command("assemble")
 def models_assemble(
     alias: Annotated[str, typer.Argument(help="qwen2.5-coder-0.5b or qwen2.5-coder-1.5b")],
