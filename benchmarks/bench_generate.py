@@ -74,6 +74,7 @@ def main() -> None:
     ]
     asyncio.run(raw_load(server.url, bodies[: args.concurrency], args.concurrency))  # warm-up
     import litellm  # noqa: F401 - a one-off import cost (~3 s), not per-request throughput
+
     raw_s, stage_s, raw_tok, stage_tok = 0.0, 0.0, 0, 0
 
     def raw_round() -> tuple[float, int]:

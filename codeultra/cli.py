@@ -22,6 +22,19 @@ app = typer.Typer(
 models_app = typer.Typer(no_args_is_help=True, help="Local model files.")
 app.add_typer(models_app, name="models")
 
+
+def _register_subapps() -> None:
+    """Stage groups that live with their code (imports stay light: typer only)."""
+    from codeultra.demo import demo_command
+    from codeultra.evaluation.cli import contamination_command, eval_app
+    from codeultra.rlaif.cli import rlaif_app
+
+    app.add_typer(eval_app, name="eval")
+    app.add_typer(rlaif_app, name="rlaif")
+    app.command("contamination")(contamination_command)
+    app.command("demo")(demo_command)
+
+
 Recipe = Annotated[Path, typer.Option("--recipe", "-r", help="Run recipe (YAML).")]
 Input = Annotated[str | None, typer.Option("--input", "-i", help="Input file, folder or hub:ID.")]
 Output = Annotated[str | None, typer.Option("--output", "-o", help="Output path.")]
@@ -189,6 +202,7 @@ def models_list() -> None:
 
 def main(argv: list[str] | None = None) -> int:
     os.environ.setdefault("TOKENIZERS_PARALLELISM", "false")
+    _register_subapps()
     command = typer.main.get_command(app)
     try:
         command.main(args=argv, prog_name="codeultra", standalone_mode=False)

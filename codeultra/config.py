@@ -121,8 +121,8 @@ class Recipe(Strict):
     judge: JudgeConfig | None = None
     pairs: PairsConfig | None = None
     train: dict[str, Any] | None = None
-    eval: dict[str, Any] | None = None
-    rlaif: dict[str, Any] | None = None
+    eval: dict[str, Any] | None = None  # validated by codeultra.evaluation.config
+    rlaif: dict[str, Any] | None = None  # validated by codeultra.rlaif.config
 
     def model(self, name: str) -> ModelSpec:
         if name not in self.models:
