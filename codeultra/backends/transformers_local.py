@@ -137,3 +137,10 @@ class TransformersBackend(Backend):
     @property
     def supports_response_format(self) -> bool:
         return False
+
+    def close(self) -> None:
+        """Drop the weights so the next model of a run fits in memory."""
+        import gc
+
+        self.model = None
+        gc.collect()

@@ -71,3 +71,16 @@ class VLLMBackend(Backend):
             if on_result:
                 on_result(i, res)
         return results
+
+    def close(self) -> None:
+        """Free the GPU, so several models of a pool can run one after another."""
+        import gc
+
+        self.llm = None
+        gc.collect()
+        try:
+            import torch
+
+            torch.cuda.empty_cache()
+        except Exception:  # noqa: BLE001 - best effort on machines without CUDA
+            pass
