@@ -254,6 +254,7 @@ def test_bad_inputs_are_one_line_user_errors(tmp_path: Path) -> None:
         (no_refs, "no `<model>_response` column"),
         (bad_pref, "unknown preference"),
         (tmp_path / "missing.parquet", "input not found"),
+        ("hub:coseal/codal-bench", "codal-bench.*offline"),
     ]:
         with pytest.raises(UserError, match=msg):
             run_codal(recipe, cfg, who, judge, input_path=str(path))

@@ -34,6 +34,7 @@ from codeultra.evaluation.config import (
     EvalConfig,
     LazyBackend,
     cached_chat,
+    eval_dir,
     model_identity,
 )
 from codeultra.io import load_table, require_columns, write_json, write_parquet
@@ -418,16 +419,14 @@ def run_codal(
     if len({c.name for c in contestants}) != len(contestants):
         raise UserError("CODAL evaluation: two models share a name")
     started = time.perf_counter()
-    out = (
-        Path(output)
-        if output
-        else (Path(cfg.output_dir) if cfg.output_dir else recipe.work_dir / "eval") / "codal"
-    )
+    out = Path(output) if output else eval_dir(recipe, cfg) / "codal"
     cells_dir = recipe.work_dir / "cells"
     df, column = load_benchmark(recipe, cfg, input_path, limit)
     if column is None:
         ref = reference or judge
         df, column = write_references(df, ref, cells_dir, cfg.codal, out / "codal-bench.parquet")
+        if ref is not judge:
+            ref.backend.close()
     items: list[dict[str, Any]] = []
     for who in contestants:
         answers = codal_answers(df, who, cells_dir, cfg.codal)
@@ -441,7 +440,7 @@ def run_codal(
                     "id": str(row.get("id", idx)),
                     "instruction": str(row["instruction"]),
                     "preference": str(row["preference"]),
-                    "reference": str(row[column] or ""),
+                    "reference": row[column] if isinstance(row[column], str) else "",
                     "answer": ans.get("text") or "",
                     "answer_error": ans.get("error"),
                     "answer_tokens": ans.get("completion_tokens", 0),

@@ -29,6 +29,7 @@ from codeultra.evaluation.config import (
     eval_dir,
     is_hub_id,
     load_eval_config,
+    model_identity,
     resolve_judge,
     resolve_model,
     tuned_ref,
@@ -61,7 +62,8 @@ def judges_for(recipe: Recipe, cfg: EvalConfig, judge: str | None) -> tuple[Cont
     jname, jspec = resolve_judge(judge or cfg.judge, recipe, cfg.codal.judge_max_tokens)
     j = Contestant(jname, jspec)
     rname, rspec = resolve_judge(cfg.codal.reference_model, recipe, cfg.codal.reference_max_tokens)
-    return j, (j if (rname, rspec) == (jname, jspec) else Contestant(rname, rspec))
+    same = rname == jname and model_identity(rspec) == model_identity(jspec)
+    return j, (j if same else Contestant(rname, rspec))
 
 
 def head_to_head(items: pd.DataFrame, a: str, b: str) -> dict[str, int]:

@@ -24,6 +24,7 @@ import pandas as pd
 
 from codeultra.backends.base import ChatRequest
 from codeultra.errors import UserError
+from codeultra.evaluation.codal import Contestant
 from codeultra.evaluation.config import HumanEvalConfig, cached_chat
 from codeultra.evaluation.humaneval import build_chat_prompt, execute, load_problems, score
 from codeultra.io import write_json, write_parquet
@@ -126,7 +127,7 @@ def _safe(name: str) -> str:
 
 
 def run_humaneval(
-    who: Any,
+    who: Contestant,
     cells_dir: Path,
     cfg: HumanEvalConfig,
     *,
@@ -154,6 +155,7 @@ def run_humaneval(
                 )
             )
             index.append((p["task_id"], j))
+    assert who.backend is not None
     records = cached_chat(
         cells_dir, "eval-humaneval", requests, who.backend, who.identity, f"{name} {who.name}"
     )
