@@ -58,7 +58,9 @@ judge-report: install
 pairs: install
 	$(CLI) pairs --recipe $(RECIPE)
 
+# Pairs first (cheap, deterministic), so `make generate judge dpo` runs end to end.
 dpo: install
+	$(CLI) pairs --recipe $(RECIPE)
 	$(CLI) train --recipe $(TRAIN_RECIPE)
 
 eval: install models
