@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import io
+import json
 import math
 
 import pandas as pd
@@ -165,3 +167,45 @@ def test_feedback_falls_back_to_the_share_of_yes(tmp_path):
     assert len(bodies) == 2 * 5
     assert all("logprobs" not in b and b["temperature"] == 1.0 for b in bodies)
     assert sorted(b["seed"] for b in bodies) == [1, 1, 2, 2, 3, 3, 4, 4, 5, 5]
+
+
+class _NoYesNoLogprobs(FakeOpenAIServer):
+    """Answers with logprobs whose alternatives hold no yes/no token (a chatty judge)."""
+
+    def _handler(self):
+        base = super()._handler()
+
+        class Handler(base):
+            def do_POST(self) -> None:  # noqa: N802
+                raw = self.rfile.read(int(self.headers.get("Content-Length", 0)))
+                self._wants_logprobs = bool(json.loads(raw or b"{}").get("logprobs"))
+                self.rfile = io.BytesIO(raw)
+                super().do_POST()
+
+            def _send(self, code, body, headers=None):
+                if code == 200 and self._wants_logprobs:
+                    data = json.loads(body)
+                    top = [{"token": "The", "logprob": -0.1}, {"token": "I", "logprob": -2.4}]
+                    for choice in data["choices"]:
+                        choice["logprobs"]["content"] = [
+                            {"token": "The", "logprob": -0.1, "top_logprobs": top}
+                        ]
+                    body = json.dumps(data).encode()
+                super()._send(code, body, headers)
+
+        return Handler
+
+
+def test_logprobs_without_yes_or_no_fall_back_to_sampling(tmp_path):
+    layout = _layout_with_candidates(tmp_path, ["import torch\nm = torch.hub.load('a', 'b')"])
+    with _NoYesNoLogprobs(responder=lambda payload: "Yes.") as server:
+        backend = OpenAIBackend("openai/judge", name="judge", api_base=server.url, max_retries=0)
+        summary = run_feedback(Recipe(), _cfg(fallback_samples=3), layout, backend=backend)
+        bodies = [r["body"] for r in server.requests]
+    table = pd.read_parquet(layout.feedback)
+    assert table.loc[0, "q_runs"] == 1.0
+    assert list(table.loc[0, "methods"]) == ["samples", "samples"]
+    assert summary["by_method"] == {"samples": 2}
+    # One logprobs request per question, then three samples each.
+    assert sum(1 for b in bodies if b.get("logprobs")) == 2
+    assert sum(1 for b in bodies if not b.get("logprobs")) == 6

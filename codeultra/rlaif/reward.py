@@ -23,7 +23,7 @@ from codeultra.io import load_table, write_json, write_parquet
 from codeultra.rlaif.config import RlaifConfig
 from codeultra.rlaif.data import policy_messages
 from codeultra.rlaif.policy import load_tokenizer, resolve_policy_model
-from codeultra.rlaif.sft import cpu_defaults, sft_policy_dir
+from codeultra.rlaif.sft import sft_policy_dir, trainer_defaults
 from codeultra.rlaif.steps import Layout, Step, latest_checkpoint, model_fingerprint, step_key
 
 REWARD_DEFAULTS: dict[str, Any] = {
@@ -165,7 +165,7 @@ def run_reward(cfg: RlaifConfig, layout: Layout) -> dict[str, Any]:
         )
     pairs = split_by_instruction(pairs, rc.eval_fraction, rc.seed)
     init = _init_model(cfg, layout)
-    args = {**REWARD_DEFAULTS, **cpu_defaults(), **rc.args}
+    args = {**REWARD_DEFAULTS, **trainer_defaults(), **rc.args}
     key = step_key(
         {
             "step": "reward",

@@ -22,7 +22,7 @@ from codeultra.rlaif.config import RlaifConfig
 from codeultra.rlaif.data import Slices, policy_messages
 from codeultra.rlaif.policy import device, load_tokenizer
 from codeultra.rlaif.reward import reward_model_dir
-from codeultra.rlaif.sft import cpu_defaults, sft_policy_dir
+from codeultra.rlaif.sft import sft_policy_dir, trainer_defaults
 from codeultra.rlaif.steps import Layout, Step, latest_checkpoint, model_fingerprint, step_key
 
 RL_DEFAULTS: dict[str, Any] = {
@@ -96,7 +96,7 @@ def run_rl(cfg: RlaifConfig, layout: Layout, slices: Slices, apibench_dir: Path)
     prompts = [
         {"prompt": policy_messages(r.instruction, r.hub), "hub": r.hub} for r in rl.itertuples()
     ]
-    args = {**RL_DEFAULTS, **cpu_defaults(), **rc.args}
+    args = {**RL_DEFAULTS, **trainer_defaults(), **rc.args}
     key = step_key(
         {
             "step": "rl",

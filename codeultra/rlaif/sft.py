@@ -7,6 +7,7 @@ The SFT policy is `sft/merged/`.
 
 from __future__ import annotations
 
+import os
 import time
 from pathlib import Path
 from typing import Any
@@ -20,13 +21,14 @@ from codeultra.rlaif.policy import resolve_policy_model
 from codeultra.rlaif.steps import Layout, Step, model_fingerprint, step_key
 
 
-def cpu_defaults() -> dict[str, Any]:
-    """Device settings codeultra picks unless the recipe's args say otherwise."""
+def trainer_defaults() -> dict[str, Any]:
+    """Device and progress-bar settings codeultra picks unless the recipe's args say otherwise."""
     import torch
 
-    if torch.cuda.is_available():
-        return {}
-    return {"use_cpu": True, "bf16": False}
+    out: dict[str, Any] = {"disable_tqdm": os.environ.get("CODEULTRA_NO_PROGRESS") == "1"}
+    if not torch.cuda.is_available():
+        out.update(use_cpu=True, bf16=False)
+    return out
 
 
 SFT_DEFAULTS: dict[str, Any] = {
@@ -44,7 +46,6 @@ SFT_DEFAULTS: dict[str, Any] = {
     "save_total_limit": 1,
     "report_to": "none",
     "seed": 42,
-    "disable_tqdm": False,
 }
 
 
@@ -71,7 +72,7 @@ def run_sft(cfg: RlaifConfig, layout: Layout, slices: Slices) -> dict:
 
     rows = sft_rows(slices)
     base = resolve_policy_model(cfg.policy)
-    args = {**SFT_DEFAULTS, **cpu_defaults(), **cfg.sft.args}
+    args = {**SFT_DEFAULTS, **trainer_defaults(), **cfg.sft.args}
     key = step_key(
         {
             "step": "sft",

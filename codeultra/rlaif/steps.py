@@ -88,7 +88,14 @@ class Step:
         write_json({"key": self.key, "metrics": metrics}, self.folder / DONE)
 
 
+# Trainer args that change how a run looks, not what it computes: kept out of step keys.
+_COSMETIC_ARGS = ("disable_tqdm", "report_to", "logging_steps")
+
+
 def step_key(payload: dict[str, Any]) -> str:
+    args = payload.get("args")
+    if isinstance(args, dict):
+        payload = {**payload, "args": {k: v for k, v in args.items() if k not in _COSMETIC_ARGS}}
     return cell_key(payload)
 
 
