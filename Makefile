@@ -66,7 +66,7 @@ dpo: install
 eval: install models
 	$(CLI) eval compare --recipe $(RECIPE)
 
-rlaif: install
+rlaif: install models
 	$(CLI) rlaif all --recipe recipes/rlaif-cpu.yaml
 
 demo: install models

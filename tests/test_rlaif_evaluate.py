@@ -28,7 +28,8 @@ def scored():
     items = build_slices(data, APIBENCH).eval.reset_index(drop=True)
     n = len(items)
     prose = "I am not sure which model to use."
-    hang = "<<<api_call>>>: torch.hub.load('x', 'y')\n<<<code>>>:\nwhile True:\n    pass"
+    # Sleeps rather than spins: only the wall-clock limit can stop it, whatever the load.
+    hang = "<<<api_call>>>: torch.hub.load('x', 'y')\n<<<code>>>:\nimport time\ntime.sleep(60)"
     responses = {
         "gold": list(items["target"]),  # the held-out reference answers themselves
         "prose": [prose] * n,

@@ -195,6 +195,9 @@ def test_tiny_rlaif_end_to_end_and_resume(tmp_path, tiny):
     assert "| PyTorch Hub | rlaif |" in md
     assert (run / "eval" / "results.png").read_bytes()[:4] == b"\x89PNG"
 
+    # Checkpoints only serve to resume a killed run: gone once the steps finished.
+    assert not list(run.glob("*/checkpoint*"))
+
     # The rerun skipped every training step and the scoring, and reports the same table.
     for name in ("sft", "reward", "rl", "evaluate"):
         assert second["steps"][name].get("skipped") == "already done"

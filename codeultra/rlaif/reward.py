@@ -24,7 +24,14 @@ from codeultra.rlaif.config import RlaifConfig
 from codeultra.rlaif.data import policy_messages
 from codeultra.rlaif.policy import load_tokenizer, resolve_policy_model
 from codeultra.rlaif.sft import sft_policy_dir, trainer_defaults
-from codeultra.rlaif.steps import Layout, Step, latest_checkpoint, model_fingerprint, step_key
+from codeultra.rlaif.steps import (
+    Layout,
+    Step,
+    latest_checkpoint,
+    model_fingerprint,
+    remove_checkpoints,
+    step_key,
+)
 
 REWARD_DEFAULTS: dict[str, Any] = {
     "num_train_epochs": 2,
@@ -204,6 +211,7 @@ def run_reward(cfg: RlaifConfig, layout: Layout) -> dict[str, Any]:
         "wall_s": round(time.perf_counter() - started, 1),
     }
     write_json(summary, layout.reward / "metrics.json")
+    remove_checkpoints(layout.reward)
     step.finish(summary)
     return summary
 

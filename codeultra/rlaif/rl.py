@@ -23,7 +23,14 @@ from codeultra.rlaif.data import Slices, policy_messages
 from codeultra.rlaif.policy import device, load_tokenizer
 from codeultra.rlaif.reward import reward_model_dir
 from codeultra.rlaif.sft import sft_policy_dir, trainer_defaults
-from codeultra.rlaif.steps import Layout, Step, latest_checkpoint, model_fingerprint, step_key
+from codeultra.rlaif.steps import (
+    Layout,
+    Step,
+    latest_checkpoint,
+    model_fingerprint,
+    remove_checkpoints,
+    step_key,
+)
 
 RL_DEFAULTS: dict[str, Any] = {
     "num_generations": 4,
@@ -144,6 +151,7 @@ def run_rl(cfg: RlaifConfig, layout: Layout, slices: Slices, apibench_dir: Path)
         "wall_s": round(time.perf_counter() - started, 1),
     }
     write_json(summary, layout.rl / "metrics.json")
+    remove_checkpoints(layout.rl)
     step.finish(summary)
     return summary
 

@@ -18,7 +18,7 @@ from codeultra.io import write_parquet
 from codeultra.rlaif.config import RlaifConfig
 from codeultra.rlaif.data import Slices, policy_messages, policy_prompt_version
 from codeultra.rlaif.policy import resolve_policy_model
-from codeultra.rlaif.steps import Layout, Step, model_fingerprint, step_key
+from codeultra.rlaif.steps import Layout, Step, model_fingerprint, remove_checkpoints, step_key
 
 
 def trainer_defaults() -> dict[str, Any]:
@@ -105,6 +105,7 @@ def run_sft(cfg: RlaifConfig, layout: Layout, slices: Slices) -> dict:
         }
     )
     metrics = train(recipe, output_dir=layout.sft, resume=True)
+    remove_checkpoints(layout.sft)
     summary = {
         "step": "sft",
         "base_model": base,

@@ -125,3 +125,11 @@ def latest_checkpoint(folder: Path) -> Path | None:
         return None
     found = [p for p in folder.iterdir() if p.is_dir() and re.fullmatch(r"checkpoint-\d+", p.name)]
     return max(found, key=lambda p: int(p.name.split("-")[1]), default=None)
+
+
+def remove_checkpoints(folder: Path) -> None:
+    """Drop TRL checkpoints once a step is done: they only serve to resume a killed run, and
+    with optimizer state they weigh three times the model."""
+    for path in [folder / "checkpoints", *folder.glob("checkpoint-*")]:
+        if path.is_dir():
+            shutil.rmtree(path)
