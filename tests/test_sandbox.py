@@ -129,7 +129,7 @@ def test_background_children_do_not_outlive_a_normal_exit():
 
 def test_cpu_limit_kills_busy_loop():
     result = run_python("while True:\n    pass\n", SandboxLimits(timeout_s=60.0, cpu_s=1))
-    assert result.status == "killed"
+    assert result.status == "timeout"  # the CPU clock ran out, not the wall clock
     assert result.returncode == -signal.SIGXCPU
 
 

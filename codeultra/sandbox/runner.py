@@ -181,9 +181,13 @@ def _classify(timed_out: bool, returncode: int, stderr: str, cpu_used: float, cp
         return "memory"
     if returncode == 0:
         return "ok"
+    if returncode == -signal.SIGXCPU or (returncode == -signal.SIGKILL and cpu_used >= cpu_s):
+        # RLIMIT_CPU: SIGXCPU at the soft limit, SIGKILL at the hard one. A busy loop is a
+        # timeout whichever clock ran out first, so callers count it as one.
+        return "timeout"
     if returncode < 0:
         # A SIGKILL we did not send and the CPU limit did not cause: the kernel's OOM killer.
-        if returncode == -signal.SIGKILL and cpu_used < cpu_s:
+        if returncode == -signal.SIGKILL:
             return "memory"
         return "killed"
     return "error"
