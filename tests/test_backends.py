@@ -146,3 +146,40 @@ def test_gguf_hash_mismatch_is_refused(tmp_path) -> None:
         resolve_gguf(str(fake), sha256="0" * 64)
     with pytest.raises(UserError, match="not found"):
         resolve_gguf(str(tmp_path / "missing.gguf"))
+
+
+@pytest.mark.slow
+def test_transformers_backend_logprobs_samples_and_stop(tmp_path) -> None:
+    from codeultra.backends.transformers_local import TransformersBackend
+    from codeultra.training.tiny import build_tiny_chat_model
+
+    corpus = ["def add(a, b):\n    return a + b\n", "Sort a list.", "print('hello')"] * 4
+    be = TransformersBackend(str(build_tiny_chat_model(tmp_path / "t", corpus)), name="tiny")
+    be.batch_size = 2
+    asks = [[{"role": "user", "content": "x" * k}] for k in (9, 1, 5)]
+    greedy = be.chat_many([ChatRequest(m, max_tokens=16, top_logprobs=2) for m in asks])
+    for res in greedy:
+        assert res.ok and len(res.choices) == 1
+        lps = res.choices[0].logprobs
+        # One logprob per generated token, and greedy picks the top alternative each step:
+        # a batch row mixed up with another would break this.
+        assert len(lps) == res.usage.completion_tokens > 0
+        for lp in lps:
+            assert lp.logprob <= 0
+            assert lp.logprob == pytest.approx(max(lp.top.values()), abs=1e-4)
+
+    def sampled(**kw) -> ChatResult:
+        ask = ChatRequest(asks[0], max_tokens=24, temperature=1.0, seed=1, top_logprobs=1, **kw)
+        return be.chat_many([ask])[0]
+
+    full = sampled()
+    text, tokens = full.choices[0].text, [lp.token for lp in full.choices[0].logprobs]
+    # An ASCII token after the first two: the answer's own text, not the prompt's end.
+    stop = next(t for t in tokens[2:] if t.strip() and t.isascii() and t.isprintable())
+    cut = sampled(stop=[stop])
+    assert cut.choices[0].text == text[: text.find(stop)]
+    assert cut.choices[0].finish_reason == "stop"
+    assert cut.usage.completion_tokens < full.usage.completion_tokens  # it stopped early
+    two = be.chat_many([ChatRequest(asks[1], n=2, temperature=1.0, seed=3, max_tokens=8)])[0]
+    assert len(two.choices) == 2 and two.usage.prompt_tokens > 0
+    be.close()

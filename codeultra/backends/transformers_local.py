@@ -1,10 +1,11 @@
-"""Local generation with transformers: for trained checkpoints and adapters on CPU or GPU."""
+"""Local generation with transformers: checkpoints, adapters and RLAIF policies, GPU or CPU."""
 
 from __future__ import annotations
 
 import time
 from collections.abc import Sequence
 from pathlib import Path
+from typing import Any
 
 from codeultra.backends.base import (
     Backend,
@@ -18,110 +19,142 @@ from codeultra.backends.base import (
 from codeultra.errors import UserError
 
 
-class TransformersBackend(Backend):
-    """Batched `generate` over chat-templated prompts; a PEFT adapter dir loads on its base."""
+def default_device() -> str:
+    import torch
 
-    def __init__(self, model: str, *, name: str, batch_size: int = 8, chat_template=None, **kw):
+    return "cuda" if torch.cuda.is_available() else "cpu"
+
+
+class TransformersBackend(Backend):
+    """Batched `generate` over chat-templated prompts; a PEFT adapter dir loads on its base.
+
+    Runs on the GPU in bf16 when there is one, else on the CPU in fp32. Requests batch only
+    with others of the same settings, sorted by prompt length so little goes to padding.
+    """
+
+    def __init__(
+        self,
+        model: str,
+        *,
+        name: str,
+        batch_size: int = 8,
+        chat_template: str | None = None,
+        device: str | None = None,
+        **_: Any,
+    ):
         import torch
         from transformers import AutoModelForCausalLM, AutoTokenizer
 
         self.name, self.batch_size = name, batch_size
+        self.device = device or default_device()
+        dtype = torch.bfloat16 if self.device.startswith("cuda") else torch.float32
         path = Path(model)
         try:
             if (path / "adapter_config.json").is_file():
                 from peft import AutoPeftModelForCausalLM
 
-                self.model = AutoPeftModelForCausalLM.from_pretrained(
-                    str(path), dtype=torch.float32
-                )
+                self.model = AutoPeftModelForCausalLM.from_pretrained(str(path), dtype=dtype)
             else:
-                self.model = AutoModelForCausalLM.from_pretrained(model, dtype=torch.float32)
+                self.model = AutoModelForCausalLM.from_pretrained(model, dtype=dtype)
             self.tok = AutoTokenizer.from_pretrained(model)
-        except OSError as exc:
+        except (OSError, ValueError) as exc:
             raise UserError(f"cannot load model {model!r}: {str(exc).splitlines()[0]}") from None
+        self.model.to(self.device)
         if chat_template:
             self.tok.chat_template = chat_template
-        if self.tok.chat_template is None:
+        if not self.tok.chat_template:
             raise UserError(f"model {model!r}: tokenizer has no chat template")
         self.tok.padding_side = "left"
         if self.tok.pad_token is None:
             self.tok.pad_token = self.tok.eos_token
         self.model.eval()
+        # Chat models often end a turn with a token other than the tokenizer's eos.
+        eos = self.model.generation_config.eos_token_id
+        self.eos_ids = set(eos if isinstance(eos, list) else [] if eos is None else [eos])
+        self.eos_ids.add(self.tok.eos_token_id)
         self.usage = Usage()
 
     def _batch(self, reqs: Sequence[ChatRequest]) -> list[ChatResult]:
         import torch
 
-        req0 = reqs[0]
+        r0 = reqs[0]
         prompts = [
             self.tok.apply_chat_template(r.messages, tokenize=False, add_generation_prompt=True)
             for r in reqs
         ]
         enc = self.tok(prompts, return_tensors="pt", padding=True, add_special_tokens=False)
-        sample = req0.temperature > 0
-        if req0.seed is not None:
-            torch.manual_seed(req0.seed)
+        enc = enc.to(self.device)
+        sample = r0.temperature > 0
+        if r0.seed is not None:
+            torch.manual_seed(r0.seed)
+        stops = {"stopping_criteria": [_StopOnText(self.tok, r0.stop, enc)]} if r0.stop else {}
         start = time.perf_counter()
         with torch.no_grad():
             out = self.model.generate(
                 **enc,
-                max_new_tokens=req0.max_tokens,
+                max_new_tokens=r0.max_tokens,
                 do_sample=sample,
-                temperature=req0.temperature if sample else None,
-                top_p=req0.top_p if sample else None,
-                num_return_sequences=req0.n,
+                temperature=r0.temperature if sample else None,
+                top_p=r0.top_p if sample else None,
+                num_return_sequences=r0.n,
                 pad_token_id=self.tok.pad_token_id,
+                eos_token_id=sorted(self.eos_ids),
                 return_dict_in_generate=True,
-                output_scores=req0.top_logprobs is not None,
+                output_scores=r0.top_logprobs is not None,
+                **stops,
             )
         latency = (time.perf_counter() - start) / len(reqs)
-        plen = enc["input_ids"].shape[1]
+        gen = out.sequences[:, enc["input_ids"].shape[1] :].tolist()
         results = []
         for i in range(len(reqs)):
-            choices = []
-            for j in range(req0.n):
-                row = i * req0.n + j
-                gen = out.sequences[row, plen:]
-                text = self.tok.decode(gen, skip_special_tokens=True)
-                lps = None
-                if req0.top_logprobs is not None:
-                    lps = []
-                    for step, tok_id in enumerate(gen.tolist()):
-                        if tok_id == self.tok.pad_token_id and step > 0:
-                            break
-                        logp = torch.log_softmax(out.scores[step][row].float(), -1)
-                        top = torch.topk(logp, max(1, req0.top_logprobs))
-                        lps.append(
-                            TokenLogprob(
-                                token=self.tok.decode([tok_id]),
-                                logprob=float(logp[tok_id]),
-                                top={
-                                    self.tok.decode([int(t)]): float(v)
-                                    for v, t in zip(top.values, top.indices, strict=True)
-                                },
-                            )
-                        )
-                n_gen = int((gen != self.tok.pad_token_id).sum())
-                finish = "length" if n_gen >= req0.max_tokens else "stop"
+            choices, n_tokens = [], 0
+            for j in range(r0.n):
+                row = i * r0.n + j
+                ids = gen[row]
+                end = next((k for k, t in enumerate(ids) if t in self.eos_ids), None)
+                ids = ids if end is None else ids[:end]
+                n_tokens += len(ids)
+                text = self.tok.decode(ids, skip_special_tokens=True)
+                finish = "length" if end is None else "stop"
+                cut = _first_stop(text, r0.stop)
+                if cut is not None:
+                    text, finish = text[:cut], "stop"
+                lps = self._logprobs(out.scores, row, ids, r0.top_logprobs)
                 choices.append(Choice(text=text, finish_reason=finish, logprobs=lps))
-            usage = Usage(
-                int(enc["attention_mask"][i].sum()),
-                sum(len(self.tok.encode(c.text, add_special_tokens=False)) for c in choices),
-            )
+            usage = Usage(int(enc["attention_mask"][i].sum()), n_tokens)
             self.usage += usage
             results.append(ChatResult(choices=choices, usage=usage, latency_s=latency))
         return results
 
+    def _logprobs(
+        self, scores: Any, row: int, ids: list[int], k: int | None
+    ) -> list[TokenLogprob] | None:
+        if k is None:
+            return None
+        import torch
+
+        lps = []
+        for step, tok_id in enumerate(ids):
+            logp = torch.log_softmax(scores[step][row].float(), -1)
+            top = torch.topk(logp, max(1, k))
+            alts = {
+                self.tok.decode([int(t)]): float(v)
+                for v, t in zip(top.values, top.indices, strict=True)
+            }
+            lps.append(TokenLogprob(self.tok.decode([tok_id]), float(logp[tok_id]), alts))
+        return lps
+
     def chat_many(
         self, requests: Sequence[ChatRequest], on_result: OnResult | None = None
     ) -> list[ChatResult]:
-        # Requests batch together only when their generation settings agree.
         results: list[ChatResult | None] = [None] * len(requests)
         groups: dict[tuple, list[int]] = {}
         for i, r in enumerate(requests):
-            key = (r.n, r.temperature, r.top_p, r.max_tokens, r.seed, r.top_logprobs)
+            stop = tuple(r.stop or ())
+            key = (r.n, r.temperature, r.top_p, r.max_tokens, r.seed, r.top_logprobs, stop)
             groups.setdefault(key, []).append(i)
         for idxs in groups.values():
+            idxs.sort(key=lambda i: sum(len(m["content"]) for m in requests[i].messages))
             for s in range(0, len(idxs), self.batch_size):
                 chunk = idxs[s : s + self.batch_size]
                 try:
@@ -144,3 +177,36 @@ class TransformersBackend(Backend):
 
         self.model = None
         gc.collect()
+        try:
+            import torch
+
+            if torch.cuda.is_available():
+                torch.cuda.empty_cache()
+        except ImportError:  # pragma: no cover - torch is a dependency
+            pass
+
+
+class _StopOnText:
+    """Stops a row once its generated text holds a stop string.
+
+    transformers' own `stop_strings` also matches across the prompt's last tokens, which
+    ends a row early where OpenAI semantics (stops apply to the answer only) would not.
+    """
+
+    def __init__(self, tok: Any, stops: list[str], enc: Any):
+        self.tok, self.stops = tok, [s for s in stops if s]
+        self.prompt_len = enc["input_ids"].shape[1]
+        self.window = max(len(s) for s in self.stops) + 2  # tokens hold >= 1 char each
+
+    def __call__(self, input_ids: Any, scores: Any, **_: Any) -> Any:
+        import torch
+
+        tails = input_ids[:, self.prompt_len :][:, -self.window :]
+        texts = self.tok.batch_decode(tails, skip_special_tokens=True)
+        hit = [any(s in t for s in self.stops) for t in texts]
+        return torch.tensor(hit, dtype=torch.bool, device=input_ids.device)
+
+
+def _first_stop(text: str, stops: list[str] | None) -> int | None:
+    hits = [text.find(s) for s in stops or () if s and s in text]
+    return min(hits) if hits else None

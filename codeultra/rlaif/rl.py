@@ -16,11 +16,12 @@ from typing import Any
 
 import pandas as pd
 
+from codeultra.backends.transformers_local import default_device
 from codeultra.errors import UserError
 from codeultra.io import write_json, write_parquet
 from codeultra.rlaif.config import RlaifConfig
 from codeultra.rlaif.data import Slices, policy_messages
-from codeultra.rlaif.policy import device, load_tokenizer
+from codeultra.rlaif.policy import load_tokenizer
 from codeultra.rlaif.reward import reward_model_dir
 from codeultra.rlaif.sft import sft_policy_dir, trainer_defaults
 from codeultra.rlaif.steps import (
@@ -76,21 +77,6 @@ def make_exec_reward(apibench_dir: str | Path, timeout_s: float) -> Any:
         return out
 
     return executability_reward
-
-
-def _lora(section: Any) -> Any:
-    if not section.enabled:
-        return None
-    from peft import LoraConfig
-
-    return LoraConfig(
-        task_type="CAUSAL_LM",
-        r=section.r,
-        lora_alpha=section.alpha,
-        lora_dropout=section.dropout,
-        target_modules=section.target_modules,
-        bias="none",
-    )
 
 
 def run_rl(cfg: RlaifConfig, layout: Layout, slices: Slices, apibench_dir: Path) -> dict[str, Any]:
@@ -214,7 +200,7 @@ def _train(cfg: RlaifConfig, layout: Layout, prompts: list[dict], args: dict, ap
         train_dataset=Dataset.from_list(prompts),
         processing_class=tokenizer,
         reward_processing_classes=procs,
-        peft_config=_lora(rc.lora),
+        peft_config=rc.lora.peft(),
     )
     checkpoint = latest_checkpoint(layout.rl / "checkpoints")
     trainer.train(resume_from_checkpoint=str(checkpoint) if checkpoint else None)
@@ -250,7 +236,7 @@ def estimate_kl(
     import torch
     from transformers import AutoModelForCausalLM
 
-    dev = device()
+    dev = default_device()
     tok = load_tokenizer(policy_dir, chat_template)
     tok.padding_side = "left"
     policy = AutoModelForCausalLM.from_pretrained(policy_dir, dtype=torch.float32).to(dev).eval()
