@@ -46,6 +46,16 @@ def _print_summary(summary: dict[str, Any]) -> None:
     typer.echo(json.dumps(summary, indent=2, default=str))
 
 
+def _run_stage(fn: Any, recipe: Path, input: Any, output: Any, limit: Any, shard: Any) -> None:
+    """Shared body of the sharded stage commands (generate, judge)."""
+    from codeultra.cells import ShardSpec
+    from codeultra.config import load_recipe
+
+    r = load_recipe(recipe)
+    shard_spec = ShardSpec.parse(shard)
+    _print_summary(fn(r, input_path=input, output=output, limit=limit, shard=shard_spec))
+
+
 @app.command()
 def generate(
     recipe: Recipe = Path("recipes/demo.yaml"),
@@ -55,18 +65,9 @@ def generate(
     shard: Shard = None,
 ) -> None:
     """Answer every instruction with k models from the pool (resumable)."""
-    from codeultra.cells import ShardSpec
-    from codeultra.config import load_recipe
     from codeultra.stages.generate import run_generate
 
-    summary = run_generate(
-        load_recipe(recipe),
-        input_path=input,
-        output=output,
-        limit=limit,
-        shard=ShardSpec.parse(shard),
-    )
-    _print_summary(summary)
+    _run_stage(run_generate, recipe, input, output, limit, shard)
 
 
 @app.command()
@@ -78,18 +79,9 @@ def judge(
     shard: Shard = None,
 ) -> None:
     """Rate every response on its coding preference: a number and a rationale (resumable)."""
-    from codeultra.cells import ShardSpec
-    from codeultra.config import load_recipe
     from codeultra.stages.judge import run_judge
 
-    summary = run_judge(
-        load_recipe(recipe),
-        input_path=input,
-        output=output,
-        limit=limit,
-        shard=ShardSpec.parse(shard),
-    )
-    _print_summary(summary)
+    _run_stage(run_judge, recipe, input, output, limit, shard)
 
 
 @app.command("judge-report")

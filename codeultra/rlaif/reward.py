@@ -144,21 +144,6 @@ def pairwise_accuracy(model: Any, tokenizer: Any, pairs: pd.DataFrame) -> dict[s
     return {"pairs": len(pairs), "accuracy": (wins + 0.5 * ties) / len(pairs), "ties": ties}
 
 
-def _lora(section: Any) -> Any:
-    if not section.enabled:
-        return None
-    from peft import LoraConfig
-
-    return LoraConfig(
-        task_type="SEQ_CLS",
-        r=section.r,
-        lora_alpha=section.alpha,
-        lora_dropout=section.dropout,
-        target_modules=section.target_modules,
-        bias="none",
-    )
-
-
 def run_reward(cfg: RlaifConfig, layout: Layout) -> dict[str, Any]:
     if not layout.feedback.is_file():
         raise UserError(f"no feedback at {layout.feedback}: run `codeultra rlaif feedback` first")
@@ -229,7 +214,7 @@ def _train(cfg: RlaifConfig, layout: Layout, init: str, args: dict, rows: pd.Dat
         args=config,
         train_dataset=data,
         processing_class=tokenizer,
-        peft_config=_lora(cfg.reward.lora),
+        peft_config=cfg.reward.lora.peft("SEQ_CLS"),
     )
     checkpoint = latest_checkpoint(layout.reward / "checkpoints")
     trainer.train(resume_from_checkpoint=str(checkpoint) if checkpoint else None)

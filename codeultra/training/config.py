@@ -62,6 +62,21 @@ class LoraSection(_Section):
     dropout: float = Field(0.05, ge=0.0, lt=1.0)
     target_modules: list[str] | Literal["all-linear"] = "all-linear"
 
+    def peft(self, task_type: str = "CAUSAL_LM") -> Any:
+        """A peft LoraConfig, or None when LoRA is off (full fine-tuning)."""
+        if not self.enabled:
+            return None
+        from peft import LoraConfig
+
+        return LoraConfig(
+            task_type=task_type,
+            r=self.r,
+            lora_alpha=self.alpha,
+            lora_dropout=self.dropout,
+            target_modules=self.target_modules,
+            bias="none",
+        )
+
 
 class QuantizationSection(_Section):
     """bitsandbytes settings (QLoRA); these need a CUDA GPU."""

@@ -132,22 +132,6 @@ def build_trainer_args(recipe: TrainingRecipe, out: Path) -> Any:
         raise UserError(f"invalid training args for {cls.__name__}: {e}") from None
 
 
-def peft_config(recipe: TrainingRecipe) -> Any:
-    if not recipe.lora.enabled:
-        return None
-    from peft import LoraConfig
-
-    lora = recipe.lora
-    return LoraConfig(
-        task_type="CAUSAL_LM",
-        r=lora.r,
-        lora_alpha=lora.alpha,
-        lora_dropout=lora.dropout,
-        target_modules=lora.target_modules,
-        bias="none",
-    )
-
-
 def quantization_config(recipe: TrainingRecipe) -> Any:
     q = recipe.quantization
     if not q.enabled:
@@ -210,7 +194,7 @@ def _make_trainer(recipe, model_path, tokenizer, args, train_rows, test_rows) ->
             train_dataset=train_rows,
             eval_dataset=test_rows,
             processing_class=tokenizer,
-            peft_config=peft_config(recipe),
+            peft_config=recipe.lora.peft(),
             quantization_config=quantization_config(recipe),
         )
     except OSError as e:
