@@ -63,8 +63,10 @@ dpo: install
 	$(CLI) pairs --recipe $(RECIPE)
 	$(CLI) train --recipe $(TRAIN_RECIPE)
 
+# Any registered model: `make eval BASE=qwen2.5-coder-0.5b TUNED=runs/x/merged JUDGE=...`.
 eval: install models
-	$(CLI) eval compare --recipe $(RECIPE)
+	$(CLI) eval compare --recipe $(RECIPE) $(if $(BASE),--base $(BASE)) \
+		$(if $(TUNED),--tuned $(TUNED)) $(if $(JUDGE),--judge $(JUDGE))
 
 rlaif: install models
 	$(CLI) rlaif all --recipe recipes/rlaif-cpu.yaml
