@@ -4,7 +4,8 @@ set-up (GGUF -> HF conversion of the base), generate, judge, pairs, DPO, eval (b
 CODAL-style judge scores and HumanEval pass@1), contamination, run report. Every stage is
 resumable, so rerunning after a crash continues where it stopped: generate/judge/eval through
 their cell journals, DPO from its last checkpoint (retrained from scratch only when the pairs
-changed). Stage timings go to `<work_dir>/demo-timings.json`.
+changed). Stage timings go to `<work_dir>/demo-timings.json`: this run's, and the sum over
+all runs, so a resumed run's report still shows what the results cost.
 """
 
 from __future__ import annotations
@@ -72,13 +73,15 @@ def run_demo(recipe_path: str | Path) -> dict[str, Any]:
     work.mkdir(parents=True, exist_ok=True)
     timings: dict[str, float] = {}
     results: dict[str, Any] = {}
+    earlier = _earlier_timings(work / "demo-timings.json")
 
     def stage(name: str, fn: Callable[[], Any]) -> Any:
         _log(f"{name} ...")
         t = time.perf_counter()
         results[name] = fn()
         timings[name] = round(time.perf_counter() - t, 1)
-        write_json(timings, work / "demo-timings.json")
+        every = {k: round(earlier.get(k, 0.0) + timings.get(k, 0.0), 1) for k in earlier | timings}
+        write_json({"this run": timings, "all runs": every}, work / "demo-timings.json")
         _log(f"{name} done in {timings[name]:.0f} s")
         return results[name]
 
@@ -136,7 +139,21 @@ def run_demo(recipe_path: str | Path) -> dict[str, Any]:
         "artifacts": artifacts,
         "timings": timings,
         "total_s": total,
+        "all_runs_s": round(total + sum(earlier.values()), 1),
     }
+
+
+def _earlier_timings(path: Path) -> dict[str, float]:
+    """Seconds per stage summed over the earlier runs of this work folder."""
+    if not path.is_file():
+        return {}
+    try:
+        old = json.loads(path.read_text())
+    except (OSError, ValueError):
+        return {}  # a damaged timings file only loses the history
+    if isinstance(old, dict) and isinstance(old.get("all runs"), dict):
+        old = old["all runs"]
+    return {k: float(v) for k, v in old.items() if isinstance(v, (int, float))}
 
 
 def _setup(recipe: Recipe, cfg: EvalConfig) -> dict[str, str]:
@@ -161,7 +178,10 @@ def final_table(result: dict[str, Any]) -> str:
     width = max(len(k) for k in result["artifacts"])
     lines += [f"  {k.ljust(width)}  {v}" for k, v in result["artifacts"].items()]
     stages = ", ".join(f"{k} {v:.0f}s" for k, v in result["timings"].items())
-    lines += ["", f"Stage timings: {stages}; total {result['total_s'] / 60:.1f} min."]
+    total = f"total {result['total_s'] / 60:.1f} min"
+    if result.get("all_runs_s", 0) - result["total_s"] >= 1:  # resumed: say what it cost
+        total += f" (this run; {result['all_runs_s'] / 60:.1f} min over all runs)"
+    lines += ["", f"Stage timings: {stages}; {total}."]
     return "\n".join(lines)
 
 

@@ -109,6 +109,13 @@ def test_demo_runs_every_stage_then_resumes(tmp_path: Path) -> None:
     assert len(pairs) == 10 and set(pairs["model_chosen"]) == {"good"}
     assert (work / "dpo" / "merged" / "config.json").is_file()
     assert again["timings"].keys() == result["timings"].keys()
+    # The resumed run's report keeps what the first run spent.
+    timings = json.loads((work / "demo-timings.json").read_text())
+    assert timings["this run"] == again["timings"]
+    for k, v in timings["all runs"].items():
+        assert v == pytest.approx(result["timings"][k] + again["timings"][k], abs=0.11)
+    assert "| dpo | " in Path(again["artifacts"]["report"]).read_text()
+    assert "over all runs" in final_table(again) and "over all runs" not in final_table(result)
     assert again["compare"]["codal"]["scores"] == result["compare"]["codal"]["scores"]
     assert json.loads((work / "dpo" / "metrics.json").read_text())["global_step"] == 2
 

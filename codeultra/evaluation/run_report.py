@@ -162,7 +162,12 @@ def write_run_report(
     missing: list[str] = []
 
     timings = _read_json(work / "demo-timings.json")
-    if timings:
+    if timings and "this run" in timings:
+        now, every = timings["this run"], timings.get("all runs", {})
+        rows = [[k, f"{now.get(k, 0):.0f}", f"{every.get(k, 0):.0f}"] for k in every | now]
+        lines += ["## Stage timings", "", "Seconds; a resumed run reuses earlier work.", ""]
+        lines += _table(["stage", "this run", "all runs"], rows)
+    elif timings:
         lines += ["## Stage timings", ""]
         lines += _table(["stage", "seconds"], [[k, f"{v:.0f}"] for k, v in timings.items()])
 
