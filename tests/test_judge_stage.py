@@ -68,6 +68,11 @@ def recipe_for(tmp: Path, url: str, **judge) -> Path:
     return p
 
 
+def quality_judge_or_fixed(payload: dict) -> str:
+    ratings = [{"response": j, "rationale": "ok", "rating": 3} for j in (1, 2)]
+    return json.dumps({"ratings": ratings})
+
+
 def four(i: int) -> list[tuple[str, str]]:
     return [(f"m{j}", f"```python\nx = {i}\n```\nquality={(i + j) % 5 + 1}") for j in range(4)]
 
@@ -203,6 +208,27 @@ def test_code_signals_columns(tmp_path: Path) -> None:
     assert sig["broken"]["parses"] is False and sig["broken"]["runs"] == "syntax_error"
     assert sig["lib"]["runs"] == "not_self_contained"
     assert sig["runs"]["ruff_issues"] == 0
+
+
+def test_signals_are_journaled_so_a_resume_keeps_its_prompts(tmp_path: Path) -> None:
+    rows = [[("a", "```python\nprint(1)\n```"), ("b", "```python\nprint(2)\n```")]] * 2
+    src = make_responses(tmp_path / "resp.parquet", rows)
+    with FakeOpenAIServer(responder=quality_judge_or_fixed) as srv:
+        r = recipe_for(tmp_path, srv.url, signals=True, evidence=True, max_reasks=0)
+        run_judge(load_recipe(r), input_path=str(src))
+        first = len(srv.requests)
+        run_judge(load_recipe(r), input_path=str(src))
+        assert len(srv.requests) == first  # same signals, same prompts: every cell reused
+        journal = next((tmp_path / "work" / "cells" / "judge-signals").glob("shard-*.jsonl"))
+        records = [json.loads(line) for line in journal.read_text().splitlines()]
+        assert len(records) == 2  # two distinct texts, each run once
+        # Say a loaded machine had timed the first program out: a rerun reports the journaled
+        # verdict instead of running the program again.
+        records[0]["signals"]["runs"] = "timeout"
+        journal.write_text("".join(json.dumps(rec) + "\n" for rec in records))
+        out = run_judge(load_recipe(r), input_path=str(src))
+    runs = {s["runs"] for row in pd.read_parquet(out["output"]).code_signals for s in row}
+    assert runs == {"timeout", "ok"}
 
 
 def test_judge_report_with_rejudging_and_second_judge(tmp_path: Path) -> None:

@@ -396,11 +396,34 @@ def assemble(
     return table
 
 
-def compute_signals(df: pd.DataFrame, cfg: JudgeConfig) -> list[list[dict]]:
+SIGNALS_VERSION = 1  # bump when code_signals changes what it reports
+
+
+def compute_signals(
+    df: pd.DataFrame, cfg: JudgeConfig, store_root: Path | None = None, shard: int = 0
+) -> list[list[dict]]:
+    """Code evidence per response, journaled by response text when `store_root` is given.
+
+    A sandbox run can time out on a busy machine and pass on a quiet one; with evidence in the
+    judge prompt that would change the prompt, so a resume would judge the row again. Reusing
+    the journaled signals keeps prompts, and so judge cells, stable.
+    """
     from codeultra.judging.signals import code_signals
 
     flat = [str(r.get("response") or "") for row in df.responses for r in row]
-    sigs = code_signals(flat, timeout_s=cfg.sandbox_timeout_s)
+    keys = [
+        cell_key({"text": t, "timeout_s": cfg.sandbox_timeout_s, "v": SIGNALS_VERSION})
+        for t in flat
+    ]
+    if store_root is None:
+        sigs = code_signals(flat, timeout_s=cfg.sandbox_timeout_s)
+    else:
+        with CellStore(store_root, "judge-signals") as store:
+            todo = sorted({k: i for i, k in enumerate(keys) if store.get(k) is None}.values())
+            fresh = code_signals([flat[i] for i in todo], timeout_s=cfg.sandbox_timeout_s)
+            for i, sig in zip(todo, fresh, strict=True):
+                store.put(shard, keys[i], {"signals": sig})
+            sigs = [store.get(k)["signals"] for k in keys]  # type: ignore[index]
     out, i = [], 0
     for row in df.responses:
         out.append(sigs[i : i + len(row)])
@@ -421,7 +444,10 @@ def run_judge(
     out = Path(output) if output else recipe.work_dir / "ratings.parquet"
     df = read_responses(src, limit)
     started = time.perf_counter()
-    signals = compute_signals(df, cfg) if (cfg.signals or cfg.evidence) else None
+    signals = None
+    if cfg.signals or cfg.evidence:
+        # Each shard process journals into its own file, so machines never share one.
+        signals = compute_signals(df, cfg, recipe.work_dir / "cells", (shard or ShardSpec()).index)
     results, stats, judge_name = judge_frame(df, recipe, cfg, signals=signals, shard=shard)
     summary: dict[str, Any] = {
         "stage": "judge",
