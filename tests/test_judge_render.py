@@ -144,15 +144,20 @@ def test_schema_is_strict_and_round_trips() -> None:
     for obj in _walk_objects(schema):  # strict mode: closed objects, every property required
         assert obj["additionalProperties"] is False
         assert sorted(obj["required"]) == sorted(obj["properties"])
-    items = schema["properties"]["ratings"]
-    assert items["minItems"] == items["maxItems"] == k
-    assert items["items"]["properties"]["response"]["enum"] == [1, 2, 3]
-    assert items["items"]["properties"]["rating"]["enum"] == [1, 2, 3, 4, 5]
+    # One required key per response, in order: no response can go unrated or be rated twice.
+    assert (
+        list(schema["properties"])
+        == schema["required"]
+        == ["response_1", "response_2", "response_3"]
+    )
+    entry = schema["properties"]["response_2"]
+    assert list(entry["properties"]) == ["rationale", "rating"]  # reasons first
+    assert entry["properties"]["rating"]["enum"] == [1, 2, 3, 4, 5]
     wrapper = judge_response_format(k)
     assert wrapper["type"] == "json_schema"
     assert wrapper["json_schema"]["strict"] is True
     assert wrapper["json_schema"]["schema"] == schema
-    reply = {"ratings": [{"response": j + 1, "rationale": "x", "rating": j + 2} for j in range(k)]}
+    reply = {f"response_{j + 1}": {"rationale": "x", "rating": j + 2} for j in range(k)}
     try:
         import jsonschema
     except ImportError:
@@ -160,7 +165,7 @@ def test_schema_is_strict_and_round_trips() -> None:
     if jsonschema is not None:
         jsonschema.validate(reply, schema)
         with pytest.raises(jsonschema.ValidationError):
-            jsonschema.validate({"ratings": reply["ratings"][:2]}, schema)
+            jsonschema.validate({key: reply[key] for key in list(reply)[:2]}, schema)
     assert parse_judge_reply(json.dumps(reply), k).ratings == [2, 3, 4]
     with pytest.raises(UserError):
         judge_json_schema(0)

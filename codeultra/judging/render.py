@@ -98,26 +98,29 @@ def render_judge_messages(
 
 
 def judge_json_schema(k: int) -> dict[str, Any]:
-    """JSON schema of the judge reply; rationale precedes rating so the model reasons first."""
+    """JSON schema of the judge reply; rationale precedes rating so the model reasons first.
+
+    One required key per response ("response_1" ... "response_k") rather than a list of
+    numbered entries: a grammar-constrained small judge cannot then rate one response k times
+    and leave the others unrated (seen with Qwen2.5-Coder-1.5B on 4 responses).
+    """
     if k < 1:
         raise UserError(f"judge schema needs k >= 1, got {k}")
-    item = {
+    entry = {
         "type": "object",
         "properties": {
-            "response": {"type": "integer", "enum": list(range(1, k + 1))},
             # Bounded so a rambling small judge cannot run out of tokens before its rating.
             "rationale": {"type": "string", "minLength": 1, "maxLength": RATIONALE_MAX_CHARS},
             "rating": {"type": "integer", "enum": [1, 2, 3, 4, 5]},
         },
-        "required": ["response", "rationale", "rating"],
+        "required": ["rationale", "rating"],
         "additionalProperties": False,
     }
+    keys = [f"response_{j}" for j in range(1, k + 1)]
     return {
         "type": "object",
-        "properties": {
-            "ratings": {"type": "array", "items": item, "minItems": k, "maxItems": k},
-        },
-        "required": ["ratings"],
+        "properties": {key: entry for key in keys},
+        "required": keys,
         "additionalProperties": False,
     }
 
