@@ -24,6 +24,7 @@ from codeultra.config import JudgeConfig, ModelSpec, Recipe, Sampling
 from codeultra.errors import UserError
 from codeultra.io import load_table, require_columns, write_json, write_parquet
 from codeultra.judging import (
+    judge_json_schema,
     judge_prompt_version,
     judge_response_format,
     make_nonce,
@@ -145,7 +146,8 @@ def build_cells(
                     "temperature": temperature,
                     "seed": cfg.seed + p.seed_offset,
                     "max_tokens": cfg.max_tokens,
-                    "structured": cfg.structured,
+                    # The reply schema shapes the answer as much as the prompt does.
+                    "structured": cfg.structured and cell_key(judge_json_schema(len(display))),
                 }
             )
             shown_texts = [str(row.responses[i]["response"]) for i in display]
