@@ -25,6 +25,25 @@ def default_device() -> str:
     return "cuda" if torch.cuda.is_available() else "cpu"
 
 
+def load_tokenizer(
+    model: str, chat_template: str | None = None, *, hint: str = "set its chat_template"
+) -> Any:
+    """A chat tokenizer with a pad token; a model without a chat template is a user error."""
+    from transformers import AutoTokenizer
+
+    try:
+        tok = AutoTokenizer.from_pretrained(model)
+    except (OSError, ValueError) as exc:
+        raise UserError(f"cannot load model {model!r}: {str(exc).splitlines()[0]}") from None
+    if chat_template:
+        tok.chat_template = chat_template
+    if not tok.chat_template:
+        raise UserError(f"model {model!r} has no chat template; {hint}")
+    if tok.pad_token is None:
+        tok.pad_token = tok.eos_token
+    return tok
+
+
 class TransformersBackend(Backend):
     """Batched `generate` over chat-templated prompts; a PEFT adapter dir loads on its base.
 
@@ -43,9 +62,11 @@ class TransformersBackend(Backend):
         **_: Any,
     ):
         import torch
-        from transformers import AutoModelForCausalLM, AutoTokenizer
+        from transformers import AutoModelForCausalLM
 
         self.name, self.batch_size = name, batch_size
+        self.tok = load_tokenizer(model, chat_template)
+        self.tok.padding_side = "left"
         self.device = device or default_device()
         dtype = torch.bfloat16 if self.device.startswith("cuda") else torch.float32
         path = Path(model)
@@ -56,18 +77,9 @@ class TransformersBackend(Backend):
                 self.model = AutoPeftModelForCausalLM.from_pretrained(str(path), dtype=dtype)
             else:
                 self.model = AutoModelForCausalLM.from_pretrained(model, dtype=dtype)
-            self.tok = AutoTokenizer.from_pretrained(model)
         except (OSError, ValueError) as exc:
             raise UserError(f"cannot load model {model!r}: {str(exc).splitlines()[0]}") from None
-        self.model.to(self.device)
-        if chat_template:
-            self.tok.chat_template = chat_template
-        if not self.tok.chat_template:
-            raise UserError(f"model {model!r}: tokenizer has no chat template")
-        self.tok.padding_side = "left"
-        if self.tok.pad_token is None:
-            self.tok.pad_token = self.tok.eos_token
-        self.model.eval()
+        self.model.to(self.device).eval()
         # Chat models often end a turn with a token other than the tokenizer's eos.
         eos = self.model.generation_config.eos_token_id
         self.eos_ids = set(eos if isinstance(eos, list) else [] if eos is None else [eos])

@@ -12,6 +12,7 @@ from typing import Any
 
 from codeultra.backends.base import ChatRequest, ChatResult
 from codeultra.backends.transformers_local import TransformersBackend
+from codeultra.backends.transformers_local import load_tokenizer as load_chat_tokenizer
 from codeultra.cells import Cell, CellStore, cell_key
 from codeultra.errors import UserError
 from codeultra.rlaif.config import PolicySection
@@ -116,16 +117,4 @@ def generate(
 
 
 def load_tokenizer(model: str, chat_template: str | None = None) -> Any:
-    from transformers import AutoTokenizer
-
-    try:
-        tok = AutoTokenizer.from_pretrained(model)
-    except (OSError, ValueError) as exc:
-        raise UserError(f"cannot load model {model!r}: {str(exc).splitlines()[0]}") from None
-    if chat_template:
-        tok.chat_template = chat_template
-    if not tok.chat_template:
-        raise UserError(f"model {model!r} has no chat template; set rlaif.policy.chat_template")
-    if tok.pad_token is None:
-        tok.pad_token = tok.eos_token
-    return tok
+    return load_chat_tokenizer(model, chat_template, hint="set rlaif.policy.chat_template")

@@ -9,6 +9,7 @@ replies are always kept. Cells: (instruction, responses, judge, templates, order
 
 from __future__ import annotations
 
+import functools
 import time
 from dataclasses import dataclass
 from pathlib import Path
@@ -147,7 +148,7 @@ def build_cells(
                     "seed": cfg.seed + p.seed_offset,
                     "max_tokens": cfg.max_tokens,
                     # The reply schema shapes the answer as much as the prompt does.
-                    "structured": cfg.structured and cell_key(judge_json_schema(len(display))),
+                    "structured": cfg.structured and _schema_id(len(display)),
                 }
             )
             shown_texts = [str(row.responses[i]["response"]) for i in display]
@@ -167,6 +168,12 @@ def build_cells(
             }
             cells.append(Cell(key, shard_of(idx, cfg.shard_size), payload))
     return cells
+
+
+@functools.cache
+def _schema_id(k: int) -> str:
+    """Short id of the reply schema for k responses; computed once per k, not per row."""
+    return cell_key(judge_json_schema(k))
 
 
 def _request(cell: Cell, cfg: JudgeConfig, backend: Backend, history: list[dict]) -> ChatRequest:
@@ -402,9 +409,9 @@ SIGNALS_VERSION = 1  # bump when code_signals changes what it reports
 
 
 def compute_signals(
-    df: pd.DataFrame, cfg: JudgeConfig, store_root: Path | None = None, shard: int = 0
+    df: pd.DataFrame, cfg: JudgeConfig, store_root: Path, shard: int = 0
 ) -> list[list[dict]]:
-    """Code evidence per response, journaled by response text when `store_root` is given.
+    """Code evidence per response, journaled by response text under `store_root`.
 
     A sandbox run can time out on a busy machine and pass on a quiet one; with evidence in the
     judge prompt that would change the prompt, so a resume would judge the row again. Reusing
@@ -417,15 +424,13 @@ def compute_signals(
         cell_key({"text": t, "timeout_s": cfg.sandbox_timeout_s, "v": SIGNALS_VERSION})
         for t in flat
     ]
-    if store_root is None:
-        sigs = code_signals(flat, timeout_s=cfg.sandbox_timeout_s)
-    else:
-        with CellStore(store_root, "judge-signals") as store:
-            todo = sorted({k: i for i, k in enumerate(keys) if store.get(k) is None}.values())
-            fresh = code_signals([flat[i] for i in todo], timeout_s=cfg.sandbox_timeout_s)
-            for i, sig in zip(todo, fresh, strict=True):
-                store.put(shard, keys[i], {"signals": sig})
-            sigs = [store.get(k)["signals"] for k in keys]  # type: ignore[index]
+    with CellStore(store_root, "judge-signals") as store:
+        # One run per distinct text, however many rows repeat it.
+        todo = sorted({k: i for i, k in enumerate(keys) if store.get(k) is None}.values())
+        fresh = code_signals([flat[i] for i in todo], timeout_s=cfg.sandbox_timeout_s)
+        for i, sig in zip(todo, fresh, strict=True):
+            store.put(shard, keys[i], {"signals": sig})
+        sigs = [store.get(k)["signals"] for k in keys]  # type: ignore[index]
     out, i = [], 0
     for row in df.responses:
         out.append(sigs[i : i + len(row)])
